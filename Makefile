@@ -1,0 +1,36 @@
+# Two entry points a fresh machine needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DATA   ?= var/ledger
+
+.PHONY: setup sysdeps run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench,dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Debian's sqlite3 program: the SQLite export tests open the file with the real tool.
+sysdeps:
+	@command -v sqlite3 >/dev/null || { apt-get update -qq && apt-get install -y -qq sqlite3; }
+
+run: setup
+	$(VENV)/bin/cap-agent --data $(DATA) serve
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: setup sysdeps lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: setup
+	for b in ops/bench/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
