@@ -1,0 +1,1 @@
+"""The write side of CAP Ledger: events, the two chains, the LMDB log, keys, blobs, sandbox."""
