@@ -1,0 +1,1 @@
+"""The doors: the ``cap-agent`` CLI and the aiohttp service (thin, no business logic)."""

@@ -1,0 +1,4 @@
+from api.cli import main
+
+if __name__ == "__main__":  # not when a spawned worker process imports this module
+    raise SystemExit(main())
