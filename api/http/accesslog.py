@@ -1,0 +1,87 @@
+"""One structured JSON access-log line and the request metrics for every request.
+
+Each request gets an id (the client's ``X-Request-Id`` when it is short and plain, else a new
+one), echoed in the response. Only the method, route, path, status, timing, size and the
+token's *name* are logged: never a header, a query string or a body.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from api.http.declare import Route
+from api.http.state import PRINCIPAL, REQUEST_ID, ROUTE, services
+from ledger.logs import get_logger
+
+__all__ = ["access_middleware", "echo_request_id"]
+
+_log = get_logger("cap.http.access")
+_PREPARED = web.RequestKey("prepared_response", web.StreamResponse)
+_RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id", "")
+    return given if _RID.match(given) else uuid.uuid4().hex
+
+
+def _size(resp: web.StreamResponse | None) -> int | None:
+    if resp is None:
+        return None
+    return resp.body_length if resp.prepared else resp.content_length
+
+
+async def echo_request_id(request: web.Request, resp: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: every response, streamed or not, names its request."""
+    request[_PREPARED] = resp
+    rid = request.get(REQUEST_ID)
+    if rid is not None:
+        resp.headers["X-Request-Id"] = rid
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    rid = _request_id(request)
+    request[REQUEST_ID] = rid
+    start = time.perf_counter()
+    status = 500
+    resp: web.StreamResponse | None = None
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except BaseException:
+        # The client went away (or the service is stopping) mid-request: 499, unless the
+        # response had started (a stream the client left), which is logged as sent.
+        sent = request.get(_PREPARED)
+        status = sent.status if sent is not None else 499
+        resp = sent
+        raise
+    finally:
+        elapsed = time.perf_counter() - start
+        route: Route | None = request.get(ROUTE)
+        template = route.path if route is not None else "unmatched"
+        metrics = services(request).metrics
+        metrics.http_requests.labels(template, request.method, str(status)).inc()
+        metrics.http_latency.labels(template).observe(elapsed)
+        who = request.get(PRINCIPAL)
+        _log.info(
+            "http.request",
+            request_id=rid,
+            method=request.method,
+            route=template,
+            path=request.path,
+            status=status,
+            duration_ms=round(elapsed * 1000, 3),
+            bytes_out=_size(resp),
+            token_name=who.name if who is not None else None,
+            remote=request.remote,
+        )
