@@ -13,6 +13,7 @@ only after the receiver answered 2xx. Layout of the ``outbox`` database (docs/WE
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -20,9 +21,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import lmdb
+import yarl
 
 from ledger.canonical import packb, unpackb
 from ledger.datadir import DataDir
@@ -57,6 +58,7 @@ MIN_SECRET_BYTES = 16
 _MAX_SECRET_BYTES = 4096
 _SUB, _QUEUE = b"s/", b"q/"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HOST = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 _TYPE = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\*?)$")
 
 
@@ -287,12 +289,27 @@ def managed_secret(data: DataDir, ref: str) -> Path | None:
 
 
 def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadInput("E-BAD-INPUT", f"webhook URL must be http(s)://host/...: {url!r}")
-    if parts.username or parts.password:
+    """``url`` when the delivery worker can post to it: http(s), a real host name or IP
+    address, no credentials. Parsed by yarl, the parser aiohttp delivers with."""
+    bad = BadInput("E-BAD-INPUT", f"webhook URL must be http(s)://host/...: {url!r}")
+    try:
+        parts = yarl.URL(url)
+        host = parts.raw_host  # IDNA-encoded: ASCII for a valid international name
+    except (ValueError, UnicodeError):
+        raise bad from None
+    if parts.scheme not in ("http", "https") or not host or not _valid_host(host):
+        raise bad
+    if parts.user or parts.password:
         raise BadInput("E-BAD-INPUT", "webhook URL must not carry credentials")
     return url
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return _HOST.fullmatch(host) is not None
 
 
 def add_subscription(

@@ -284,3 +284,21 @@ async def test_webhooks_over_http_deliver_signed_events(make_client, tokens, led
         assert res.status == 404
     finally:
         await runner.cleanup()
+
+
+async def test_webhook_with_unparseable_url_is_bad_input_and_leaves_no_secret(
+    make_client, tokens, ledger
+):
+    """Schemathesis found this body answered 500: urlsplit raised on the "]" in the host."""
+    client = await make_client()
+    head = ledger.log.head().seq
+    res = await client.post(
+        "/v1/webhooks",
+        json={"url": "https://\u00eb<]~\u023e\u00b40\U000c48a9\u00e2/x", "types": ["*"]},
+        headers=bearer(tokens["admin"]),
+    )
+    assert res.status == 400
+    assert (await res.json())["error"]["code"] == "E-BAD-INPUT"
+    assert ledger.log.head().seq == head
+    secrets_dir = ledger.data.keys / "webhooks"
+    assert not secrets_dir.exists() or not list(secrets_dir.iterdir())
