@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA   ?= var/ledger
 
-.PHONY: setup sysdeps run test lint bench clean
+.PHONY: setup sysdeps run test lint bench fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: setup
 
 test: setup sysdeps lint
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Schemathesis against the live service with a fresh seed and more cases than CI's pinned run.
+fuzz: setup
+	CAP_FUZZ_SEED=random CAP_FUZZ_EXAMPLES=$${EXAMPLES:-200} $(PY) -m pytest -q -p no:cacheprovider tests/api/test_schemathesis.py
 
 bench: setup
 	for b in ops/bench/*.py; do $(PY) $$b || exit 1; done

@@ -19,6 +19,8 @@ def read_bounded(path: Path, limit: int, what: str) -> bytes:
         raise BadInput("E-BAD-INPUT", f"{what} not found: {path}") from None
     except OSError as exc:
         raise BadInput("E-BAD-INPUT", f"cannot read {what} {path}: {exc.strerror}") from None
+    except ValueError:  # a NUL in the path (only HTTP bodies can carry one)
+        raise BadInput("E-BAD-INPUT", f"{what} path contains a NUL byte: {path!r}") from None
     if len(data) > limit:
         raise BadInput("E-BAD-INPUT", f"{what} {path} is larger than {limit} bytes")
     return data

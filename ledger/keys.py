@@ -109,6 +109,9 @@ class Keyring(HmacKeyProvider):
         return f"Keyring(kids={sorted(self._keys)})"
 
 
+_MAX_KEY_FILE = 64 << 10  # key files are a few hundred bytes; keyrings a few KiB
+
+
 def parse_hex_key(text: str, *, source: str) -> bytes:
     try:
         key = bytes.fromhex(text.strip())
@@ -121,16 +124,28 @@ def parse_hex_key(text: str, *, source: str) -> bytes:
     return key
 
 
-def load_hmac_key_file(path: Path) -> bytes:
+def _read_key_text(path: Path, what: str) -> str:
+    """The text of a key file, read at most ``_MAX_KEY_FILE`` bytes (a path that names
+    /dev/zero or a log must not fill memory); ``E-KEY`` when it is not a readable key file."""
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            raw = f.read(_MAX_KEY_FILE + 1)
     except FileNotFoundError:
-        raise EnvironmentProblem("E-KEY", f"HMAC key file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        raise EnvironmentProblem("E-KEY", f"{what} not found: {path}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise EnvironmentProblem(
-            "E-KEY", f"HMAC key file unreadable: {path} ({exc.__class__.__name__})"
+            "E-KEY", f"{what} unreadable: {path!r} ({exc.__class__.__name__})"
         ) from None
-    return parse_hex_key(text, source=str(path))
+    if len(raw) > _MAX_KEY_FILE:
+        raise EnvironmentProblem("E-KEY", f"{what} is larger than {_MAX_KEY_FILE} bytes: {path}")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise EnvironmentProblem("E-KEY", f"{what} is not text: {path}") from None
+
+
+def load_hmac_key_file(path: Path) -> bytes:
+    return parse_hex_key(_read_key_text(path, "HMAC key file"), source=str(path))
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -208,11 +223,10 @@ def write_keypair(out_dir: Path, name: str) -> tuple[Path, Path]:
 
 def read_key_json(path: Path, key_type: str = "ed25519") -> dict[str, object]:
     """A JSON key file whose ``type`` is ``key_type``; ``E-KEY`` when missing or malformed."""
+    text = _read_key_text(path, "key file")
     try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EnvironmentProblem("E-KEY", f"key file not found: {path}") from None
-    except (OSError, ValueError, UnicodeDecodeError):
+        doc = json.loads(text)
+    except ValueError:
         raise BadInput("E-KEY", f"key file is not valid JSON: {path}") from None
     if not isinstance(doc, dict) or doc.get("type") != key_type:
         raise BadInput("E-KEY", f"not an {key_type} key file: {path}")

@@ -104,12 +104,16 @@ async def test_rotate_key_over_http(make_client, tokens, ledger, tmp_path):
     assert (await res.json())["kid"] == kid_for_key(new)  # the service writes on
     res = await client.post("/v1/ledger/verify", headers=bearer(tokens["auditor"]))
     assert res.status == 200 and len((await res.json())["kids"]) == 2
-    res = await client.post(
-        "/v1/ledger/rotate-key",
-        json={"new_key_file": str(tmp_path / "missing")},
-        headers=bearer(tokens["admin"]),
-    )
-    assert res.status == 400 and (await res.json())["error"]["code"] == "E-KEY"
+    head = ledger.log.head().seq
+    # A missing file; a NUL in the path (schemathesis found it was a 500); a device that
+    # never ends (read bounded, not into memory); a file that is not a key.
+    (tmp_path / "big.key").write_bytes(b"ab" * 40_000)
+    for name in [str(tmp_path / "missing"), "key\x00file", "/dev/zero", str(tmp_path / "big.key")]:
+        res = await client.post(
+            "/v1/ledger/rotate-key", json={"new_key_file": name}, headers=bearer(tokens["admin"])
+        )
+        assert res.status == 400 and (await res.json())["error"]["code"] == "E-KEY", name
+    assert ledger.log.head().seq == head
 
 
 async def test_replay_over_http_names_an_edited_row(client, tokens, ledger):
