@@ -62,6 +62,7 @@ def create_app(ledger: Ledger, config: ServiceConfig | None = None) -> web.Appli
 
     async def start(app: web.Application) -> None:
         hub = Hub(asyncio.get_running_loop(), config.stream_queue)
+        hub.follow(lambda: ledger.log.head().seq, config.stream_follow_s)
         svc = Services(ledger, config, Metrics(ledger.log), hub)
         ledger.log.add_listener(hub.on_commit)
         ledger.log.add_listener(svc.metrics.on_commit)

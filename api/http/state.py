@@ -46,6 +46,7 @@ class ServiceConfig:
     max_json_bytes: int = 1 << 20
     heartbeat_s: float = 15.0
     stream_queue: int = 4096
+    stream_follow_s: float = 0.1  # how often streams look for other processes' events
     stream_send_timeout_s: float = 30.0
     io_workers: int = 8
     sandbox_workers: int = 2

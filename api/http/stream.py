@@ -5,6 +5,10 @@ the events to the event loop (``call_soon_threadsafe``, which never blocks) and 
 offers them to every subscription. A subscription is a bounded buffer: a client that falls
 further behind than that is marked dropped, and its handler closes the stream (the client
 resumes from its Last-Event-ID, reading from the log).
+
+Events another process commits (another worker of the same service, a CLI append) reach no
+listener here: the hub also follows the log's head and, when it passes what the listener
+delivered, wakes every subscription, whose handler reads the new events from the log.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ class Subscription:
         self.closed = True
         self._wake.set()
 
+    def nudge(self) -> None:
+        """Wake the handler with nothing buffered: it reads what is new from the log."""
+        self._wake.set()
+
     async def take(self, timeout: float) -> list[Event]:
         """Everything buffered, waiting up to ``timeout`` seconds for something to arrive."""
         if not self._buf and not self.dropped and not self.closed:
@@ -67,6 +75,8 @@ class Hub:
         self._limit = limit
         self._subs: set[Subscription] = set()
         self._closed = False
+        self._seen = -1  # the highest seq this hub has offered or nudged for
+        self._follow: asyncio.Task[None] | None = None
 
     def on_commit(self, events: list[Event]) -> None:
         """Log listener (writer thread): schedule delivery on the loop; never blocks."""
@@ -77,8 +87,23 @@ class Hub:
             self._loop.call_soon_threadsafe(self._publish, events)
 
     def _publish(self, events: list[Event]) -> None:
+        self._seen = max(self._seen, events[-1].seq)
         for sub in self._subs:
             sub.offer(events)
+
+    def follow(self, head_seq: Callable[[], int], interval: float) -> None:
+        """Poll ``head_seq()`` (a cheap LMDB read) every ``interval`` seconds while anyone
+        listens, and nudge the subscriptions when another process has moved it."""
+
+        async def run() -> None:
+            while not self._closed:
+                await asyncio.sleep(interval)
+                if self._subs and (seq := head_seq()) > self._seen:
+                    self._seen = seq
+                    for sub in self._subs:
+                        sub.nudge()
+
+        self._follow = self._loop.create_task(run(), name="cap-stream-follow")
 
     def subscribe(self, on_drop: Callable[[], None] | None = None) -> Subscription:
         sub = Subscription(self._limit, on_drop)
@@ -93,6 +118,8 @@ class Hub:
     def close(self) -> None:
         """End every stream (service shutdown)."""
         self._closed = True
+        if self._follow is not None:
+            self._follow.cancel()
         for sub in self._subs:
             sub.close()
 

@@ -9,6 +9,7 @@ import time
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 from httpx_sse import aconnect_sse
 
 from api.http.state import SERVICES
@@ -85,8 +86,13 @@ async def test_catch_up_switches_to_live_without_gap_or_duplicate(client, ledger
     assert got[-1]["seq"] == ledger.log.head().seq
 
 
-async def test_events_from_another_process_are_streamed(make_client, ledger, tokens, tmp_path):
-    client = await make_client(heartbeat_s=0.2)
+@pytest.mark.parametrize("heartbeat_s", [0.2, 60.0])
+async def test_events_from_another_process_are_streamed(
+    make_client, ledger, tokens, tmp_path, heartbeat_s
+):
+    """With a long heartbeat the event still arrives at once: the hub follows the head
+    (another worker of the service or a CLI append commits without telling this one)."""
+    client = await make_client(heartbeat_s=heartbeat_s)
     payload = tmp_path / "p.json"
     payload.write_text('{"from": "cli"}')
     env = cli_env(ledger.data.root, CAP_LEDGER_HMAC_KEY=TEST_KEY.hex())
@@ -102,7 +108,7 @@ async def test_events_from_another_process_are_streamed(make_client, ledger, tok
             env=env,
         )
         assert res.code == 0, res.err
-        (got,) = await asyncio.wait_for(take(source, 1), 10)
+        (got,) = await asyncio.wait_for(take(source, 1), 10 if heartbeat_s < 1 else 5)
     assert got["type"] == "cli.ev"
     assert got["payload"] == {"from": "cli"}
 

@@ -185,7 +185,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                 batch = await sub.take(svc.config.heartbeat_s)
                 if sub.dropped:
                     break
-                if not batch:  # quiet: pick up events other processes may have written
+                if not batch:  # quiet, or nudged: read what other processes have written
                     last = await _replay(svc, resp, last, None)
                     continue
                 for ev in batch:
