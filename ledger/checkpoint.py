@@ -204,7 +204,7 @@ class AutoCheckpointer:
         self.every_events = every_events
         self.every_seconds = every_seconds
         self.actor = actor
-        self._pending = 0
+        self._mark = -1  # the head seq when the last checkpoint was considered
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -224,9 +224,14 @@ class AutoCheckpointer:
             self._thread = None
 
     def _on_commit(self, events: list[Event]) -> None:  # runs in the writer thread
+        """Counted by seq, not by events seen here: other processes appending to the same
+        log (the service's other workers) move it too."""
         with self._lock:
-            self._pending += sum(1 for ev in events if ev.type != CHECKPOINT_TYPE)
-            due = bool(self.every_events) and self._pending >= (self.every_events or 0)
+            if self._mark < 0:
+                self._mark = events[0].seq - 1
+            due = bool(self.every_events) and events[-1].seq - self._mark >= (
+                self.every_events or 0
+            )
         if due:
             self._wake.set()
 
@@ -237,7 +242,7 @@ class AutoCheckpointer:
             if self._stop.is_set():
                 return
             with self._lock:
-                self._pending = 0
+                self._mark = self.log.head().seq
             if self._last_is_checkpoint():  # nothing new since the last one
                 continue
             try:
@@ -245,6 +250,8 @@ class AutoCheckpointer:
             except Exception as exc:  # keep checkpointing; the next attempt may succeed
                 _log.warning("checkpoint_failed", error=str(exc))
                 continue
+            with self._lock:
+                self._mark = max(self._mark, ev.seq)  # the checkpoint itself is not counted
             self.made += 1
             _log.info("checkpoint", seq=ev.seq - 1)
 

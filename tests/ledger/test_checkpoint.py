@@ -23,7 +23,7 @@ from ledger.keys import load_hmac_key_file, load_private_key, load_public_key, w
 from ledger.store import Store
 from projections.checkpoints import list_checkpoints
 from projections.rebuild import rebuild, tables_digest
-from tests.conftest import TEST_KEY, run_cli
+from tests.conftest import TEST_KEY, cli_env, run_cli
 from tests.forgery import rewrite_history, truncate_history
 
 
@@ -208,6 +208,32 @@ def test_automatic_checkpoints_every_n_events(ledger, signer):
     cps = [Checkpoint.from_json(r["checkpoint"]) for r in list_checkpoints(ledger.store)]
     assert [cp.seq for cp in cps] == [5, 11]
     verify_checkpoints(ledger.log, cps, pub)
+
+
+def test_automatic_checkpoints_count_other_processes_events(ledger, signer, tmp_path):
+    """The service's other workers (here: CLI appends) move the head too; the count is by
+    seq, so a checkpoint is due although this process appended only two of the events."""
+    keypair, _ = signer
+    auto = AutoCheckpointer(ledger.log, keypair, every_events=5, every_seconds=None)
+    auto.start()
+    try:
+        _fill(ledger, 1)
+        payload = tmp_path / "p.json"
+        payload.write_text("{}")
+        env = cli_env(ledger.data.root, CAP_LEDGER_HMAC_KEY=TEST_KEY.hex())
+        for _ in range(4):
+            res = run_cli(
+                "ledger", "append", "--type", "cli.ev", "--payload-file", str(payload), env=env
+            )
+            assert res.code == 0, res.err
+        time.sleep(0.2)
+        assert auto.made == 0  # nothing committed here since: nobody counted yet
+        _fill(ledger, 1)
+        assert _wait_for(lambda: auto.made == 1)
+    finally:
+        auto.stop()
+    [row] = list_checkpoints(ledger.store)
+    assert Checkpoint.from_json(row["checkpoint"]).seq == 6
 
 
 def test_automatic_checkpoints_on_a_timer_only_when_something_is_new(ledger, signer):
