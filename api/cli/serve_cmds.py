@@ -6,13 +6,20 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from api.cli.context import Context, warn
 from api.cli.ledger_cmds import initialize
 from ledger.audit_export import ENV_EXPORT_KEY
+from ledger.errors import BadInput
 from ledger.keys import generate_hmac_key_file, write_keypair
 from ledger.logs import configure_logging
 from ledger.store import DEFAULT_MAP_SIZE
@@ -22,6 +29,9 @@ from projections.tokens import list_tokens
 __all__ = ["register"]
 
 _DEV_KEY = "capsule"
+_MAX_WORKERS = 64
+# api.http.workers.MULTIPROC_ENV, spelled out: api.http cannot be imported before it is set.
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def register(sub: Any) -> None:
@@ -31,6 +41,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes answering requests on one socket (default 1; the core count for "
+        "throughput)",
+    )
     p.add_argument("--signing-key", help="Ed25519 .sk.json that seals exported capsules")
     p.add_argument(
         "--max-blob-mb", type=int, default=1024, help="largest blob accepted (default 1024)"
@@ -85,9 +102,25 @@ def _dev_export_key(ctx: Context, configured: Path | None) -> None:
 
 
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
+    if not 1 <= args.workers <= _MAX_WORKERS:
+        raise BadInput("E-BAD-INPUT", f"--workers: 1 to {_MAX_WORKERS}")
+    metrics_dir = None
+    if args.workers > 1 and not os.environ.get(_MULTIPROC_ENV):
+        # Before api.http is imported: prometheus_client picks its mode when first imported.
+        metrics_dir = tempfile.mkdtemp(prefix="cap-metrics-")
+        os.environ[_MULTIPROC_ENV] = metrics_dir
+    try:
+        return _serve(ctx, args)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(ctx: Context, args: argparse.Namespace) -> int:
     # Imported here: aiohttp and friends cost every other command ~0.4 s of startup.
     from api.http import ServiceConfig, create_app
-    from api.http.server import run_service
+    from api.http.server import run_service, url_of
+    from api.http.workers import bind_socket, run_workers
 
     configure_logging("json", args.log_level or "info")
     if not ctx.data.initialized():
@@ -116,16 +149,59 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
         export_key_file=Path(args.export_key_file) if args.export_key_file else None,
     )
     _dev_export_key(ctx, config.export_key_file)
-    app = create_app(ledger, config)
 
     def ready(urls: list[str]) -> None:
-        _say(ctx, {"listening": urls}, "serving on " + " ".join(urls))
+        doc: dict[str, Any] = {"listening": urls, "workers": args.workers}
+        _say(ctx, doc, "serving on " + " ".join(urls) + f" ({args.workers} worker(s))")
 
-    asyncio.run(
-        run_service(
-            app, args.host, args.port, shutdown_timeout=config.shutdown_timeout_s, ready=ready
+    if args.workers == 1:
+        app = create_app(ledger, config)
+        asyncio.run(
+            run_service(
+                app, args.host, args.port, shutdown_timeout=config.shutdown_timeout_s, ready=ready
+            )
         )
+        ctx.close()  # after the drain: the writer commits what is queued, then LMDB closes
+        print("stopped: drained, committed, closed", file=sys.stderr)
+        return 0
+
+    ctx.close()  # an LMDB environment and its writer thread must not cross the fork
+    holder = bind_socket(args.host, args.port, listen=False)  # holds the port (0: picks one)
+    address = holder.getsockname()
+    # One worker keeps the service's own background work (checkpoints, webhook delivery).
+    quiet = replace(
+        config,
+        deliver_webhooks=False,
+        checkpoint_every_events=None,
+        checkpoint_every_seconds=None,
     )
-    ctx.close()  # after the drain: the writer commits what is queued, then LMDB closes
-    print("stopped: drained, committed, closed", file=sys.stderr)
-    return 0
+
+    def worker(index: int, notify: Callable[[], object]) -> int:
+        structlog.contextvars.bind_contextvars(worker=index)
+        holder.close()
+        sock = bind_socket(address[0], address[1])
+        app = create_app(ctx.ledger(), config if index == 0 else quiet)
+        asyncio.run(
+            run_service(
+                app,
+                args.host,
+                args.port,
+                shutdown_timeout=config.shutdown_timeout_s,
+                ready=lambda _urls: notify(),
+                sock=sock,
+            )
+        )
+        ctx.close()
+        return 0
+
+    try:
+        code = run_workers(args.workers, worker, lambda: ready([url_of(address)]))
+    finally:
+        holder.close()
+    print(
+        "stopped: drained, committed, closed"
+        if code == 0
+        else "stopped: a worker failed; see the log above",
+        file=sys.stderr,
+    )
+    return code

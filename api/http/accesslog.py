@@ -7,9 +7,11 @@ token's *name* are logged: never a header, a query string or a body.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -25,9 +27,29 @@ _PREPARED = web.RequestKey("prepared_response", web.StreamResponse)
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+class _Ids:
+    """Request ids: a random per-process prefix and a counter (a uuid4 per request cost a
+    getrandom call on every request). Re-seeded in each forked worker, so ids stay unique
+    across the workers of one service."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_IDS = _Ids()
+
+
 def _request_id(request: web.Request) -> str:
     given = request.headers.get("X-Request-Id", "")
-    return given if _RID.match(given) else uuid.uuid4().hex
+    return given if _RID.match(given) else _IDS.next()
 
 
 def _size(resp: web.StreamResponse | None) -> int | None:

@@ -1,13 +1,21 @@
-"""``/metrics``: Prometheus counters and histograms of one service, in its own registry."""
+"""``/metrics``: Prometheus counters and histograms of one service, in its own registry.
+
+With several workers (``serve --workers N``) each process writes its values to files in
+``PROMETHEUS_MULTIPROC_DIR`` and a scrape, whichever worker answers it, reads them all:
+prometheus_client's multiprocess mode, so the counters are the service's, not a worker's.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from api.http.workers import MULTIPROC_ENV
 from ledger.events import RESERVED_PREFIXES, Event
 from ledger.log import EventLog
 
@@ -67,7 +75,8 @@ class Metrics:
         self.stream_clients_dropped = Counter(
             "cap_stream_clients_dropped", "event-stream clients dropped for being slow", registry=r
         )
-        r.register(_ProjectionLag(log))
+        self._lag = _ProjectionLag(log)
+        r.register(self._lag)
 
     def on_commit(self, events: list[Event]) -> None:
         """Log listener (writer thread): count committed events by type."""
@@ -75,7 +84,12 @@ class Metrics:
             self.events_appended.labels(_type_family(ev.type)).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not os.environ.get(MULTIPROC_ENV):
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # every worker's counters and histograms, summed
+        merged.register(self._lag)
+        return generate_latest(merged)
 
 
 def _type_family(type_: str) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import Callable
 
 from aiohttp import web
 
-__all__ = ["MAX_HEADER_FIELD", "MAX_REQUEST_LINE", "run_service"]
+__all__ = ["MAX_HEADER_FIELD", "MAX_REQUEST_LINE", "run_service", "url_of"]
 
 # Past these the HTTP parser itself answers 400 in plain text (documented in the OpenAPI).
 MAX_REQUEST_LINE = 64 << 10
@@ -27,8 +28,10 @@ async def run_service(
     *,
     shutdown_timeout: float = 30.0,
     ready: Callable[[list[str]], None] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve ``app`` on ``host:port`` until SIGTERM or SIGINT; ``ready`` gets the bound URLs."""
+    """Serve ``app`` on ``host:port`` (or on ``sock``, bound by the parent of several
+    workers) until SIGTERM or SIGINT; ``ready`` gets the bound URLs."""
     runner = web.AppRunner(
         app,
         access_log=None,  # the access middleware writes structured lines instead
@@ -43,10 +46,14 @@ async def run_service(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, host, port, backlog=1024)
+        site: web.BaseSite = (
+            web.SockSite(runner, sock)
+            if sock is not None
+            else web.TCPSite(runner, host, port, backlog=1024)
+        )
         await site.start()
         if ready is not None:
-            ready([_url(a) for a in runner.addresses])
+            ready([url_of(a) for a in runner.addresses])
         await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -54,7 +61,8 @@ async def run_service(
         await runner.cleanup()
 
 
-def _url(address: object) -> str:
+def url_of(address: object) -> str:
+    """``http://host:port`` of a bound address (IPv6 in brackets)."""
     if isinstance(address, tuple):
         host, port = address[0], address[1]
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from blake3 import blake3
 
 from ledger.datadir import DataDir, resolve_keys
@@ -45,9 +46,11 @@ def test_first_start_initializes_and_prints_admin_token_once(tmp_path):
     assert code == 0, err
 
 
-def test_sigterm_under_load_loses_no_acknowledged_write(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_load_loses_no_acknowledged_write(tmp_path, workers):
+    """Also with two worker processes: the parent forwards SIGTERM, each drains."""
     data = tmp_path / "load"
-    svc = start_service(data)
+    svc = start_service(data, "--workers", str(workers))
     auth = {"Authorization": f"Bearer {svc.admin_token}"}
     acked: list[tuple[int, dict]] = []
     lock = threading.Lock()
@@ -82,6 +85,9 @@ def test_sigterm_under_load_loses_no_acknowledged_write(tmp_path):
     assert code == 0, err[-2000:]
     assert "stopped: drained, committed, closed" in err
     assert len(acked) >= 200
+    access = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    served_by = {a.get("worker") for a in access if a["event"] == "http.request"}
+    assert served_by == ({None} if workers == 1 else {0, 1})  # 16 connections, both busy
 
     root = DataDir(data)
     keys, _ = resolve_keys(root)

@@ -1,0 +1,122 @@
+"""Serving from several processes: one listening socket, N forked workers (pre-fork).
+
+One Python process answers one request at a time (the GIL), so a second process is what
+doubles the HTTP work a 2-core host can do. Workers share the data directory as any two
+processes may: LMDB's write lock serializes their commits (each keeps its own group
+commit), and each reads its own snapshots. The parent binds the socket and forks the
+workers with no ledger open (an LMDB environment and threads do not survive a fork); it
+forwards SIGTERM/SIGINT to them and returns 0 once every worker has drained and exited 0.
+A worker that dies on its own stops the others: the parent returns 1, and whatever
+supervises the service (systemd, a container runtime) restarts it whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from types import FrameType
+
+from ledger.logs import get_logger
+
+__all__ = ["MULTIPROC_ENV", "bind_socket", "run_workers"]
+
+# prometheus_client reads it when first imported: set before api.http is, in the parent.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_log = get_logger("cap.http.workers")
+Worker = Callable[[int, Callable[[], object]], int]  # (index, notify_ready) -> exit code
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_BACKLOG = 1024
+
+
+def bind_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A TCP socket on ``host:port`` (port 0: any free one) with ``SO_REUSEPORT``: every
+    worker listens on a socket of its own and the kernel spreads new connections over
+    them evenly (one shared socket lets whichever worker wakes first take them all). The
+    parent binds without listening, to hold the port: only listening sockets get
+    connections."""
+    family, type_, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, type_, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(addr)
+    if listen:
+        sock.listen(_BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+def _child(index: int, worker: Worker, ready_fd: int) -> None:
+    """Run ``worker(index, ready)`` in the forked child and leave with its exit code,
+    never returning into the parent's code."""
+    code = 1
+    try:
+        for sig in _SIGNALS:  # the worker's event loop installs its own
+            signal.signal(sig, signal.SIG_DFL)
+        code = worker(index, lambda: os.write(ready_fd, b"."))
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def run_workers(count: int, worker: Worker, ready: Callable[[], None]) -> int:
+    """Fork ``count`` processes running ``worker(index, notify)``; call ``ready()`` once
+    every worker has called its ``notify()`` (it listens); wait for them all. The caller
+    must hold no open ledger and run no threads."""
+    if threading.active_count() > 1:
+        raise RuntimeError("run_workers: threads do not survive a fork; start none before")
+    children: dict[int, int] = {}
+    stopping = False
+
+    def stop_all(signum: int, frame: FrameType | None = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop_all) for sig in _SIGNALS}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ready_r, ready_w = os.pipe()
+    status = 0
+    try:
+        for index in range(count):
+            if stopping:
+                break
+            pid = os.fork()
+            if pid == 0:
+                os.close(ready_r)
+                _child(index, worker, ready_w)
+            children[pid] = index
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as pipe:
+            # One byte per worker listening; EOF first when they all died before that.
+            if len(pipe.read(count)) == count and not stopping:
+                ready()
+        while children:
+            pid, wait_status = os.waitpid(-1, 0)
+            index = children.pop(pid, -1)
+            code = os.waitstatus_to_exitcode(wait_status)
+            if code != 0:
+                status = 1
+                _log.error("worker_exited", worker=index, pid=pid, exit_code=code)
+            if not stopping:  # nobody asked it to stop: take the rest down with it
+                status = 1
+                _log.error("worker_lost", worker=index, pid=pid, exit_code=code)
+                stop_all(signal.SIGTERM)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status

@@ -1,0 +1,113 @@
+"""``serve --workers N``: several processes on one port, one service to its users."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ledger.datadir import DataDir, resolve_keys
+from ledger.ledger import Ledger
+from tests.api.service import start_service
+from tests.conftest import run_cli
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _put(url: str, auth: dict[str, str], i: int) -> dict:
+    """One blob put on a connection of its own (new connections spread over the workers)."""
+    resp = httpx.put(f"{url}/v1/blobs", content=b"blob %d" % i, headers=auth, timeout=30)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def _counter(metrics: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in metrics.splitlines():
+        m = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
+        if m and all(f'{k}="{v}"' in m.group(1) for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
+def test_metrics_count_every_workers_requests(tmp_path):
+    svc = start_service(tmp_path / "m", "--workers", "2")
+    auth = {"Authorization": f"Bearer {svc.admin_token}"}
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            puts = list(pool.map(lambda i: _put(svc.url, auth, i), range(60)))
+        # Whichever worker answers the scrape, it reports both workers' requests.
+        for _ in range(4):
+            text = httpx.get(f"{svc.url}/metrics", headers=auth).text
+            assert _counter(text, "cap_http_requests_total", route="/v1/blobs", status="201") == 60
+            assert _counter(text, "cap_events_appended_total", type="blob.put") == 60
+    finally:
+        code, err = svc.stop()
+    assert code == 0, err[-2000:]
+    served_by = {json.loads(x).get("worker") for x in err.splitlines() if '"http.request"' in x}
+    assert served_by == {0, 1}
+    assert len({p["seq"] for p in puts}) == 60
+
+
+def test_a_stream_on_one_worker_sees_writes_served_by_the_other(tmp_path):
+    svc = start_service(tmp_path / "s", "--workers", "2", "--heartbeat", "60")
+    auth = {"Authorization": f"Bearer {svc.admin_token}"}
+    try:
+        with httpx.stream("GET", f"{svc.url}/v1/events/stream", headers=auth, timeout=10) as stream:
+            puts = [_put(svc.url, auth, i) for i in range(20)]  # 20 connections: both workers
+            seen: list[int] = []
+            started = time.monotonic()
+            for line in stream.iter_lines():
+                if line.startswith("data: "):
+                    doc = json.loads(line[6:])
+                    if doc["type"] == "blob.put":
+                        seen.append(doc["seq"])
+                if len(seen) == 20:
+                    break
+            assert time.monotonic() - started < 8  # not the 60 s heartbeat
+    finally:
+        code, err = svc.stop()
+    assert code == 0, err[-2000:]
+    assert seen == sorted(p["seq"] for p in puts)
+    served_by = {json.loads(x).get("worker") for x in err.splitlines() if '"PUT"' in x}
+    assert served_by == {0, 1}
+
+
+def test_a_worker_killed_stops_the_service_and_loses_nothing(tmp_path):
+    data = tmp_path / "k"
+    svc = start_service(data, "--workers", "2")
+    auth = {"Authorization": f"Bearer {svc.admin_token}"}
+    puts = [_put(svc.url, auth, i) for i in range(10)]
+    workers = _children(svc.proc.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    svc.proc.wait(30)  # the parent takes the other worker down and exits
+    code, err = svc.stop()
+    assert code == 1
+    assert "worker_lost" in err and "a worker failed" in err
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    root = DataDir(data)
+    keys, _ = resolve_keys(root)
+    with Ledger.open(root, keys) as led:
+        assert [led.log.get(p["seq"]).payload["blob_id"] for p in puts] == [
+            p["blob_id"] for p in puts
+        ]
+        assert led.log.verify().count == led.log.head().seq + 1
+
+
+@pytest.mark.parametrize("value", ["0", "65", "-1"])
+def test_workers_out_of_range_is_bad_input(tmp_path, value):
+    res = run_cli("--data", str(tmp_path / "w"), "serve", "--workers", value)
+    assert res.code == 2 and "E-BAD-INPUT" in res.err and "--workers" in res.err
+    assert not (tmp_path / "w").exists()  # refused before anything was initialized
