@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA   ?= var/ledger
+WORKERS ?= 1
 
 .PHONY: setup sysdeps run test lint bench fuzz clean
 
@@ -15,11 +16,13 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # Debian's sqlite3 program: the SQLite export tests open the file with the real tool.
+# wrk: the HTTP benchmark's load generator (C, so the load costs the 2 cores little).
 sysdeps:
-	@command -v sqlite3 >/dev/null || { apt-get update -qq && apt-get install -y -qq sqlite3; }
+	@command -v sqlite3 >/dev/null && command -v wrk >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq sqlite3 wrk; }
 
 run: setup
-	$(VENV)/bin/cap-agent --data $(DATA) serve
+	$(VENV)/bin/cap-agent --data $(DATA) serve --workers $(WORKERS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
