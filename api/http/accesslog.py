@@ -20,9 +20,11 @@ from api.http.declare import Route
 from api.http.state import PRINCIPAL, REQUEST_ID, ROUTE, services
 from ledger.logs import get_logger
 
-__all__ = ["access_middleware", "echo_request_id"]
+__all__ = ["ACCESS_LOG", "access_logger", "access_middleware", "echo_request_id"]
 
-_log = get_logger("cap.http.access")
+# The access logger, bound once per application (after logging is configured): the
+# module-level lazy proxy would resolve the configuration again on every request.
+ACCESS_LOG = web.AppKey("access_log", Any)
 _PREPARED = web.RequestKey("prepared_response", web.StreamResponse)
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -50,6 +52,10 @@ _IDS = _Ids()
 def _request_id(request: web.Request) -> str:
     given = request.headers.get("X-Request-Id", "")
     return given if _RID.match(given) else _IDS.next()
+
+
+def access_logger() -> Any:
+    return get_logger("cap.http.access").bind()
 
 
 def _size(resp: web.StreamResponse | None) -> int | None:
@@ -95,7 +101,7 @@ async def access_middleware(request: web.Request, handler: Any) -> web.StreamRes
         metrics.http_requests.labels(template, request.method, str(status)).inc()
         metrics.http_latency.labels(template).observe(elapsed)
         who = request.get(PRINCIPAL)
-        _log.info(
+        request.app[ACCESS_LOG].info(
             "http.request",
             request_id=rid,
             method=request.method,

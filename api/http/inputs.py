@@ -48,12 +48,26 @@ def _coerce(name: str, raw: str, schema: Mapping[str, Any]) -> Any:
     return raw
 
 
+def _router_checks(where: str, schema: Mapping[str, Any]) -> bool:
+    """Whether the router already enforces all of ``schema``: a path parameter that is a
+    string with an anchored pattern only matches that pattern (``app.router_path``), so
+    validating it again would cost every request a jsonschema run for nothing."""
+    pattern = schema.get("pattern", "")
+    return (
+        where == "path"
+        and schema.get("type") == "string"
+        and set(schema) <= {"type", "pattern", "description"}
+        and pattern.startswith("^")
+        and pattern.endswith("$")
+    )
+
+
 @dataclass(slots=True)
 class RouteInputs:
     """The compiled validators of one route."""
 
     route: Route
-    params: tuple[tuple[str, str, dict[str, Any], Draft202012Validator, bool], ...]
+    params: tuple[tuple[str, str, dict[str, Any], Draft202012Validator | None, bool], ...]
     body: Draft202012Validator | None
 
     @classmethod
@@ -63,7 +77,9 @@ class RouteInputs:
                 p.name,
                 p.where,
                 dict(p.schema),
-                Draft202012Validator(for_validation(p.schema)),
+                None
+                if _router_checks(p.where, p.schema)
+                else Draft202012Validator(for_validation(p.schema)),
                 p.required,
             )
             for p in route.params
@@ -93,7 +109,8 @@ class RouteInputs:
                         out[name] = schema["default"]
                     continue
                 value = _coerce(name, request.query[name], schema)
-            _first_error(validator, value, f"parameter {name!r}")
+            if validator is not None:
+                _first_error(validator, value, f"parameter {name!r}")
             out[name] = value
         return out
 

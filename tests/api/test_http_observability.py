@@ -11,10 +11,11 @@ from ledger.logs import configure_logging
 from tests.api.conftest import bearer
 
 
-async def test_access_log_is_json_with_request_id_and_no_token(client, tokens, capsys):
+async def test_access_log_is_json_with_request_id_and_no_token(make_client, tokens, capsys):
     saved = structlog.get_config()
-    configure_logging("json", "info")
+    configure_logging("json", "info")  # before the app, as `serve` does: it binds its logger
     try:
+        client = await make_client()
         resp = await client.get(
             "/v1/ledger/head", headers={**bearer(tokens["reader"]), "X-Request-Id": "abc-123"}
         )
