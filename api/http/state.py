@@ -15,9 +15,12 @@ from aiohttp import web
 from api.http.declare import Route
 from api.http.metrics import Metrics
 from api.http.stream import Hub
+from api.services import registry
+from ledger.blobs import BlobStore
 from ledger.events import Event
 from ledger.ledger import Ledger
 from ledger.log import Append
+from ledger.registry import Registry
 from ledger.sandbox import VerifierPool
 from ledger.tokens import Principal
 
@@ -68,10 +71,16 @@ class Services:
     hub: Hub
     io: ThreadPoolExecutor = field(init=False)
     sandbox: VerifierPool = field(init=False)
+    registry: Registry = field(init=False)  # stateless command objects, built once
 
     def __post_init__(self) -> None:
         self.io = ThreadPoolExecutor(self.config.io_workers, thread_name_prefix="cap-http-io")
         self.sandbox = VerifierPool(self.config.sandbox_workers)
+        self.registry = registry(self.ledger)
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self.registry.blobs
 
     def close(self) -> None:
         """Wait for the worker threads (after the server has drained its requests)."""

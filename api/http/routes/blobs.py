@@ -11,7 +11,6 @@ from api.http.bodies import BodyReader, check_declared_size, send_verified
 from api.http.declare import Body, Named, Param, Reply, RouteGroup
 from api.http.schemas import HEX32, SEQ, json_object, nullable
 from api.http.state import inputs, principal, services
-from api.services import blob_store
 from ledger.blob_gc import DEFAULT_MIN_AGE, collect_garbage
 from ledger.blobs import DEFAULT_MEDIA_TYPE, check_blob_id, check_media_type
 from ledger.errors import CapError
@@ -68,7 +67,7 @@ async def put_blob(request: web.Request) -> web.StreamResponse:
     limit = svc.config.max_blob_bytes
     check_declared_size(request, limit)
     media_type = check_media_type(request.headers.get("Content-Type", DEFAULT_MEDIA_TYPE))
-    store = blob_store(svc.ledger)
+    store = svc.blobs
     size = request.content_length
     if size is not None and size <= min(store.inline_max, svc.config.max_json_bytes):
         staged = store.stage_bytes(await request.read())  # small: hashed on the loop
@@ -150,7 +149,7 @@ async def head_blob(request: web.Request) -> web.StreamResponse:
 
 async def _send_blob(request: web.Request, *, body: bool) -> web.StreamResponse:
     svc = services(request)
-    store = blob_store(svc.ledger)
+    store = svc.blobs
     blob_id = check_blob_id(inputs(request)["id"])
     info = store.info(blob_id)
     etag = f'"{blob_id}"'
@@ -256,7 +255,7 @@ async def gc_blobs(request: web.Request) -> web.StreamResponse:
     """What ``cap-agent blob gc`` does (a ``blob.gc`` event), run off the event loop."""
     body = inputs(request)["body"]
     svc = services(request)
-    store = blob_store(svc.ledger)
+    store = svc.blobs
     actor = principal(request).actor
     report = await svc.off_loop(
         lambda: collect_garbage(

@@ -16,7 +16,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 from api.http.declare import Body, Named, Param, Reply, RouteGroup
 from api.http.schemas import SEQ, json_object, nullable
 from api.http.state import Services, inputs, principal, services
-from api.services import registry
 from ledger.blobtiers import CHUNK
 from ledger.errors import BadInput, EnvironmentProblem, NotFound
 from ledger.keys import load_private_key
@@ -204,7 +203,7 @@ async def add_entry(request: web.Request) -> web.StreamResponse:
         verifier = _verifier(svc, fields)
         key = load_private_key(svc.config.signing_key)
         package = Package(**{_PARTS[n]: f for n, f in files.items()})
-        reg = registry(svc.ledger)
+        reg = svc.registry
         actor = principal(request).actor
 
         def add() -> tuple[dict[str, Any], Any]:
@@ -325,7 +324,7 @@ async def exec_entry(request: web.Request) -> web.StreamResponse:
     q = inputs(request)
     svc = services(request)
     verifier = _verifier(svc, {k: str(v) for k, v in q["body"].items()})
-    reg = registry(svc.ledger)
+    reg = svc.registry
     result, event = await svc.sandbox.call(
         verifier.exec_entry, reg, q["id"], actor=principal(request).actor
     )
