@@ -14,7 +14,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-__all__ = ["MAX_HEADER_FIELD", "MAX_REQUEST_LINE", "run_service", "url_of"]
+from ledger.errors import BadInput
+
+__all__ = ["MAX_HEADER_FIELD", "MAX_REQUEST_LINE", "cannot_listen", "run_service", "url_of"]
 
 # Past these the HTTP parser itself answers 400 in plain text (documented in the OpenAPI).
 MAX_REQUEST_LINE = 64 << 10
@@ -51,7 +53,10 @@ async def run_service(
             if sock is not None
             else web.TCPSite(runner, host, port, backlog=1024)
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise cannot_listen(host, port, exc) from None
         if ready is not None:
             ready([url_of(a) for a in runner.addresses])
         await stop.wait()
@@ -59,6 +64,11 @@ async def run_service(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> BadInput:
+    """A port taken or an address not ours: the user's --host/--port to change (exit 2)."""
+    return BadInput("E-BAD-INPUT", f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def url_of(address: object) -> str:

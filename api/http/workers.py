@@ -13,6 +13,7 @@ supervises the service (systemd, a container runtime) restarts it whole.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -21,7 +22,9 @@ import threading
 import traceback
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
+from api.http.server import cannot_listen
 from ledger.logs import get_logger
 
 __all__ = ["MULTIPROC_ENV", "bind_socket", "run_workers"]
@@ -41,17 +44,39 @@ def bind_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
     them evenly (one shared socket lets whichever worker wakes first take them all). The
     parent binds without listening, to hold the port: only listening sockets get
     connections."""
-    family, type_, proto, _, addr = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    try:
+        family, type_, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as exc:  # an unknown host name
+        raise cannot_listen(host, port, exc) from None
     sock = socket.socket(family, type_, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(addr)
-    if listen:
-        sock.listen(_BACKLOG)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(addr)
+        if listen:
+            sock.listen(_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise cannot_listen(host, port, exc) from None
+    if not listen and _answers(sock.getsockname()):
+        # SO_REUSEPORT would let this service join another one's port (same user, also
+        # with the option) and split its traffic: refuse, as a plain bind would.
+        sock.close()
+        raise cannot_listen(host, port, OSError(errno.EADDRINUSE, "address already in use"))
     sock.setblocking(False)
     return sock
+
+
+def _answers(address: tuple[Any, ...]) -> bool:
+    """Whether something already listens on ``address`` (a wildcard: on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address[0], address[0])
+    try:
+        with socket.create_connection((host, address[1]), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _child(index: int, worker: Worker, ready_fd: int) -> None:

@@ -111,3 +111,36 @@ def test_workers_out_of_range_is_bad_input(tmp_path, value):
     res = run_cli("--data", str(tmp_path / "w"), "serve", "--workers", value)
     assert res.code == 2 and "E-BAD-INPUT" in res.err and "--workers" in res.err
     assert not (tmp_path / "w").exists()  # refused before anything was initialized
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_a_clear_error(tmp_path, workers):
+    svc = start_service(tmp_path / "first")
+    try:
+        port = svc.url.rsplit(":", 1)[1]
+        res = run_cli(
+            "--data", str(tmp_path / "second"), "serve", "--port", port, "--workers", workers
+        )
+        assert res.code == 2 and "E-BAD-INPUT" in res.err and "cannot listen" in res.err
+        assert "Traceback" not in res.err
+    finally:
+        code, err = svc.stop()
+    assert code == 0, err[-2000:]
+
+
+def test_an_unknown_host_is_a_clear_error(tmp_path):
+    res = run_cli("--data", str(tmp_path / "h"), "serve", "--host", "no-such-host.invalid")
+    assert res.code == 2 and "cannot listen on no-such-host.invalid" in res.err
+
+
+def test_a_second_multi_worker_service_cannot_share_the_port(tmp_path):
+    """SO_REUSEPORT lets sockets with the option share a port; the parent refuses a port
+    another service already answers on, so two ledgers never split one port's traffic."""
+    svc = start_service(tmp_path / "first", "--workers", "2")
+    try:
+        port = svc.url.rsplit(":", 1)[1]
+        res = run_cli("--data", str(tmp_path / "second"), "serve", "--port", port, "--workers", "2")
+        assert res.code == 2 and "cannot listen" in res.err and "already in use" in res.err
+    finally:
+        code, err = svc.stop()
+    assert code == 0, err[-2000:]
