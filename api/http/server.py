@@ -2,7 +2,8 @@
 
 On a signal the listening socket closes first, in-flight requests finish (their appends
 commit; up to ``shutdown_timeout_s``), event streams end, and only then does the caller
-close the ledger, so every acknowledged write is on disk when the process exits 0.
+close the ledger, so every acknowledged write is on disk when the process exits 0. Later
+signals are ignored while it drains.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ async def run_service(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+            # Draining already (bounded by shutdown_timeout): a second signal, such as a
+            # terminal's Ctrl-C reaching a worker and its parent's forwarded SIGTERM, must
+            # not kill the process halfway through closing the ledger. SIGKILL still does.
+            signal.signal(sig, signal.SIG_IGN)
         await runner.cleanup()
 
 

@@ -143,5 +143,7 @@ def run_workers(count: int, worker: Worker, ready: Callable[[], None]) -> int:
                 stop_all(signal.SIGTERM)
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # Once stopping, later signals (a group-wide Ctrl-C, a supervisor's repeat)
+            # are ignored: the workers have drained; only the exit is left.
+            signal.signal(sig, signal.SIG_IGN if stopping else handler)
     return status

@@ -30,7 +30,9 @@ class Service:
         return self.proc.returncode, self.log.read_text()
 
 
-def start_service(data: Path, *extra: str, timeout: float = 30) -> Service:
+def start_service(
+    data: Path, *extra: str, timeout: float = 30, new_session: bool = False
+) -> Service:
     """Run ``cap-agent --json serve --port 0``; returns once it prints where it listens.
 
     stderr (the access log) goes to a file: a pipe nobody reads would fill and stall it."""
@@ -52,6 +54,7 @@ def start_service(data: Path, *extra: str, timeout: float = 30) -> Service:
         stderr=log.open("ab"),
         env=cli_env(),
         cwd=REPO,
+        start_new_session=new_session,  # its own process group, to signal it whole
     )
     assert proc.stdout is not None
     lines: list[dict] = []

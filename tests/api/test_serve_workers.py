@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -144,3 +145,25 @@ def test_a_second_multi_worker_service_cannot_share_the_port(tmp_path):
     finally:
         code, err = svc.stop()
     assert code == 0, err[-2000:]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_signal_to_the_whole_process_group_drains_cleanly(tmp_path, workers):
+    """Ctrl-C in a terminal (or `timeout`) signals every process of the group: a worker
+    then gets that signal and its parent's forwarded SIGTERM. The second must not kill it
+    halfway through its drain."""
+    svc = start_service(tmp_path / "g", "--workers", workers, new_session=True)
+    auth = {"Authorization": f"Bearer {svc.admin_token}"}
+    puts = [_put(svc.url, auth, i) for i in range(10)]
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGTERM):
+        with contextlib.suppress(ProcessLookupError):  # all gone already
+            os.killpg(svc.proc.pid, sig)
+        time.sleep(0.02)  # the next one lands while the first drains
+    code, err = svc.stop()
+    assert code == 0, err[-2000:]
+    assert "stopped: drained, committed, closed" in err
+    assert "worker_exited" not in err
+    root = DataDir(tmp_path / "g")
+    keys, _ = resolve_keys(root)
+    with Ledger.open(root, keys) as led:
+        assert [led.log.get(p["seq"]).type for p in puts] == ["blob.put"] * 10
