@@ -9,7 +9,7 @@ from aiohttp import web
 
 from api.http.bodies import BodyReader, check_declared_size, send_verified
 from api.http.declare import Body, Named, Param, Reply, RouteGroup
-from api.http.schemas import HEX32, SEQ, json_object, nullable
+from api.http.schemas import HEX32, LIMIT, SEQ, json_object, nullable
 from api.http.state import inputs, principal, services
 from ledger.blob_gc import DEFAULT_MIN_AGE, collect_garbage
 from ledger.blobs import DEFAULT_MEDIA_TYPE, check_blob_id, check_media_type
@@ -187,12 +187,7 @@ async def _send_blob(request: web.Request, *, body: bool) -> web.StreamResponse:
     role="reader",
     params=[
         Param("unreferenced", "query", {"type": "boolean"}, "only blobs no entry references"),
-        Param(
-            "limit",
-            "query",
-            {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-            "page size",
-        ),
+        LIMIT,
         Param("cursor", "query", HEX32, "the `next` of the previous page"),
     ],
     replies=[

@@ -14,7 +14,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from api.http.declare import Body, Named, Param, Reply, RouteGroup
-from api.http.schemas import SEQ, json_object, nullable
+from api.http.schemas import LIMIT, SEQ, json_object, nullable
 from api.http.state import Services, inputs, principal, services
 from ledger.blobtiers import CHUNK
 from ledger.errors import BadInput, EnvironmentProblem, NotFound
@@ -234,12 +234,7 @@ async def add_entry(request: web.Request) -> web.StreamResponse:
         Param("status", "query", {"enum": list(SELFVERIFY_STATUSES)}, "selfverify_status"),
         Param("verifier_name", "query", {"type": "string", "maxLength": 256}, "only this verifier"),
         Param("as_of", "query", SEQ, "as the registry was right after event AS_OF"),
-        Param(
-            "limit",
-            "query",
-            {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-            "page size",
-        ),
+        LIMIT,
         Param("cursor", "query", _ENTRY_ID, "the `next` of the previous page"),
     ],
     replies=[
