@@ -7,24 +7,24 @@ token's *name* are logged: never a header, a query string or a body.
 
 from __future__ import annotations
 
+import datetime
 import itertools
+import json
+import logging
 import os
 import re
 import secrets
 import time
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from api.http.declare import Route
 from api.http.state import PRINCIPAL, REQUEST_ID, ROUTE, services
 from ledger.logs import get_logger
 
-__all__ = ["ACCESS_LOG", "access_logger", "access_middleware", "echo_request_id"]
-
-# The access logger, bound once per application (after logging is configured): the
-# module-level lazy proxy would resolve the configuration again on every request.
-ACCESS_LOG = web.AppKey("access_log", Any)
+__all__ = ["ACCESS_LOG", "AccessLog", "access_middleware", "echo_request_id"]
 _PREPARED = web.RequestKey("prepared_response", web.StreamResponse)
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -54,8 +54,29 @@ def _request_id(request: web.Request) -> str:
     return given if _RID.match(given) else _IDS.next()
 
 
-def access_logger() -> Any:
-    return get_logger("cap.http.access").bind()
+class AccessLog:
+    """The access log: one JSON object a line, written straight to the configured log
+    output. Every request writes this line, so it skips structlog's processor chain (a
+    tenth of a small read's cost, measured); its fields are fixed and hold no secret (the
+    token's name, never the token). The line has what the service's other JSON lines have:
+    ``event``, the bound context (``worker``), ``level`` and an ISO 8601 UTC ``timestamp``.
+    Built when the app is, after ``serve`` has configured logging."""
+
+    def __init__(self) -> None:
+        self.enabled = get_logger("cap.http.access").bind().is_enabled_for(logging.INFO)
+        self._out = structlog.get_config()["logger_factory"]()
+        self._context = structlog.contextvars.get_contextvars()
+
+    def request(self, **fields: Any) -> None:
+        if not self.enabled:
+            return
+        now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+        line = {**fields, "event": "http.request", **self._context, "level": "info"}
+        line["timestamp"] = now
+        self._out.msg(json.dumps(line))
+
+
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
 
 
 def _size(resp: web.StreamResponse | None) -> int | None:
@@ -101,8 +122,7 @@ async def access_middleware(request: web.Request, handler: Any) -> web.StreamRes
         metrics.http_requests.labels(template, request.method, str(status)).inc()
         metrics.http_latency.labels(template).observe(elapsed)
         who = request.get(PRINCIPAL)
-        request.app[ACCESS_LOG].info(
-            "http.request",
+        request.app[ACCESS_LOG].request(
             request_id=rid,
             method=request.method,
             route=template,

@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from api.http.accesslog import ACCESS_LOG, access_logger, access_middleware, echo_request_id
+from api.http.accesslog import ACCESS_LOG, AccessLog, access_middleware, echo_request_id
 from api.http.auth import ROUTES, dispatch_middleware
 from api.http.background import background_tasks
 from api.http.declare import Route
@@ -57,7 +57,7 @@ def create_app(ledger: Ledger, config: ServiceConfig | None = None) -> web.Appli
     for r in routes:
         table[app.router.add_route(r.method, router_path(r), r.handler)] = RouteInputs.compile(r)
     app[ROUTES] = table
-    app[ACCESS_LOG] = access_logger()
+    app[ACCESS_LOG] = AccessLog()
     app[OPENAPI] = build_openapi(routes, title="CAP Ledger", version=_version())
     app.on_response_prepare.append(echo_request_id)
 
