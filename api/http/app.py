@@ -77,6 +77,7 @@ def create_app(ledger: Ledger, config: ServiceConfig | None = None) -> web.Appli
         ledger.log.remove_listener(svc.hub.on_commit)
         ledger.log.remove_listener(svc.metrics.on_commit)
         await asyncio.get_running_loop().run_in_executor(None, svc.close)
+        app[ACCESS_LOG].flush()  # the drained requests' lines
 
     app.on_startup.append(start)
     app.cleanup_ctx.append(background_tasks(ledger, config))

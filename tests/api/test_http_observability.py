@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import select
 
 import structlog
 
+from api.http.accesslog import ACCESS_LOG, AccessLog
 from api.http.app import all_routes
 from ledger.logs import configure_logging
 from tests.api.conftest import bearer
@@ -23,6 +26,7 @@ async def test_access_log_is_json_with_request_id_and_no_token(make_client, toke
         resp = await client.get("/v1/ledger/head", headers=bearer(tokens["reader"] + "x"))
         generated = resp.headers["X-Request-Id"]
         assert len(generated) == 32
+        await asyncio.sleep(AccessLog.FLUSH_S * 3)  # buffered: out within FLUSH_S
     finally:
         structlog.configure(**saved)  # later tests must not write to this test's capture
     err = capsys.readouterr()
@@ -35,6 +39,54 @@ async def test_access_log_is_json_with_request_id_and_no_token(make_client, toke
     for secret in tokens.values():
         assert secret not in err.err + err.out
         assert secret.split("_", 2)[2] not in err.err + err.out
+
+
+class _Writes:
+    """Stands in for the log output: records each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def msg(self, message: str) -> None:
+        self.writes.append(message + "\n")
+
+
+async def test_access_lines_are_written_whole_in_pipe_sized_writes(make_client, tokens):
+    saved = structlog.get_config()
+    configure_logging("json", "info")
+    try:
+        client = await make_client()
+        out = client.app[ACCESS_LOG]._out = _Writes()
+        h = bearer(tokens["reader"])
+        paths = [f"/v1/nothing/{'x' * (i % 300)}" for i in range(60)]
+        for path in paths:
+            await client.get(path, headers=h)
+        assert out.writes, "a full buffer is written without waiting for the timer"
+        await client.close()  # the service stops: what is left is flushed
+    finally:
+        structlog.configure(**saved)
+    assert len(out.writes) < len(paths) / 3  # several lines a write
+    assert all(len(w.encode()) <= select.PIPE_BUF for w in out.writes)
+    lines = [json.loads(x) for w in out.writes for x in w.splitlines()]  # whole lines only
+    assert [x["path"] for x in lines] == paths
+    assert all(x["event"] == "http.request" and x["status"] == 404 for x in lines)
+
+
+async def test_one_line_longer_than_a_pipe_write_is_written_alone(make_client, tokens):
+    saved = structlog.get_config()
+    configure_logging("json", "info")
+    try:
+        client = await make_client()
+        out = client.app[ACCESS_LOG]._out = _Writes()
+        h = bearer(tokens["reader"])
+        await client.get("/v1/short", headers=h)
+        await client.get("/v1/" + "y" * 5000, headers=h)
+        await client.get("/v1/after", headers=h)
+        await asyncio.sleep(AccessLog.FLUSH_S * 3)
+    finally:
+        structlog.configure(**saved)
+    paths = [[json.loads(x)["path"][:8] for x in w.splitlines()] for w in out.writes]
+    assert paths == [["/v1/shor"], ["/v1/yyyy"], ["/v1/afte"]]
 
 
 async def test_request_id_refuses_odd_values(client, tokens):
