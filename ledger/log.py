@@ -319,26 +319,39 @@ class EventLog:
             first = self._queue.get()
             if first is None:
                 return
-            groups = [first]
-            n = len(first.items)
-            stop = False
-            while n < _MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                groups.append(nxt)
-                n += len(nxt.items)
-            self._commit(groups)
-            if stop:
+            if self._commit([first]):
                 return
 
-    def _commit(self, groups: list[_Group]) -> None:
+    def _take(self, groups: list[_Group]) -> bool:
+        """Move what is queued into ``groups`` (up to ``_MAX_BATCH`` events); True once
+        the stop sentinel is met."""
+        n = sum(len(g.items) for g in groups)
+        while n < _MAX_BATCH:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            groups.append(nxt)
+            n += len(nxt.items)
+        return False
+
+    def _commit(self, groups: list[_Group]) -> bool:
+        """Commit ``groups`` and whatever queued until the write lock was ours; True when
+        the stop sentinel was among them (the writer ends after this commit)."""
+        stop = False
+
+        def apply(txn: lmdb.Transaction) -> list[list[Event] | BaseException]:
+            # Taken once LMDB's write lock is held, not before: appends that queued while
+            # another process committed join this commit instead of waiting for the next
+            # one (two serving processes would otherwise halve each other's batches).
+            nonlocal stop
+            stop = self._take(groups) or stop
+            return self._apply_groups(txn, groups)
+
         try:
-            outcomes = self.store.run_write(lambda txn: self._apply_groups(txn, groups))
+            outcomes = self.store.run_write(apply)
         except BaseException as exc:  # the whole transaction failed: nothing was written
             outcomes = [exc] * len(groups)
         committed: list[Event] = []
@@ -363,6 +376,7 @@ class EventLog:
                 fn(committed)
             except Exception:  # a listener must never stop the writer
                 _log.exception("ledger_listener_failed", listener=repr(fn))
+        return stop
 
     def _writer_key(self, txn: lmdb.Transaction) -> tuple[str, MacKey]:
         """The kid new events must carry (the genesis key's, or the last ``key.rotate``'s) and

@@ -14,6 +14,8 @@ import pytest
 
 from ledger.keys import StaticKeyProvider
 from ledger.ledger import Ledger
+from ledger.log import Append
+from ledger.store import DEFAULT_MAP_SIZE
 from tests.conftest import REPO, TEST_KEY, cli_env
 
 KEYS = StaticKeyProvider(TEST_KEY)
@@ -99,3 +101,45 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_event(tmp_path):
         after = led.log.append("test.after", {"ok": True})
         assert after.seq == report.last + 1
         assert led.log.verify().count == report.last + 2
+
+
+_HOLD_WRITE_LOCK = """
+import sys, lmdb
+env = lmdb.open(sys.argv[1], map_size=int(sys.argv[2]), max_dbs=64, subdir=True)
+txn = env.begin(write=True)
+print("locked", flush=True)
+sys.stdin.readline()
+txn.abort()
+"""
+
+
+def test_appends_queued_while_another_process_commits_join_the_next_commit(tmp_path):
+    """LMDB's write lock is held elsewhere (another serving process committing): what
+    queues meanwhile goes out in one commit, not one commit per arrival."""
+    root = tmp_path / "led"
+    Ledger.init(root, KEYS)
+    with Ledger.open(root, KEYS) as ledger:
+        commits: list[list[int]] = []
+        ledger.log.add_listener(lambda events: commits.append([e.seq for e in events]))
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_WRITE_LOCK, str(ledger.data.lmdb), str(DEFAULT_MAP_SIZE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdin is not None
+            assert holder.stdout.readline().strip() == "locked"
+            first = ledger.log.submit([Append("t.first", {})])
+            time.sleep(0.3)  # the writer has taken it and waits for the lock
+            rest = [ledger.log.submit([Append("t.rest", {"i": i})]) for i in range(5)]
+            time.sleep(0.1)
+            assert not first.done()  # nothing commits while the other process holds it
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            events = [e for f in [first, *rest] for e in f.result(timeout=30)]
+        finally:
+            holder.kill()
+            holder.wait()
+        assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
+        assert commits == [[1, 2, 3, 4, 5, 6]]  # one commit, not [1] then [2..6]
