@@ -266,6 +266,26 @@ def floor_rate(threads: int, seconds: float) -> float:
             return sum(counts) / (time.perf_counter() - start)
 
 
+def busy_elsewhere(seconds: float = 1.0) -> float:
+    """The share of all cores busy over ``seconds`` before the run starts, when nothing of
+    this benchmark runs yet (NaN without /proc/stat): a leftover service or a neighbour on
+    a shared host lowers every figure, and this says so next to them."""
+
+    def ticks() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            cpu = [int(x) for x in f.readline().split()[1:]]
+        idle = cpu[3] + cpu[4]  # idle + iowait
+        return sum(cpu) - idle, sum(cpu)
+
+    try:
+        busy0, all0 = ticks()
+        time.sleep(seconds)
+        busy1, all1 = ticks()
+    except OSError:
+        return float("nan")
+    return (busy1 - busy0) / max(1, all1 - all0)
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
@@ -290,6 +310,7 @@ def main() -> int:
     repeats = 1 if args.quick else 3
     top = max(levels)
 
+    background = busy_elsewhere()
     results = measure(args.workers, levels, seconds, repeats, args.client)
     one = measure(1, (top,), seconds, repeats, args.client) if args.workers != 1 else None
     floors = {c: statistics.median(floor_rate(c, seconds) for _ in range(repeats)) for c in levels}
@@ -302,6 +323,7 @@ def main() -> int:
                     "http": results,
                     "one_worker": one,
                     "floor_appends_per_s": floors,
+                    "busy_before_run": background,
                 }
             )
         )
@@ -310,6 +332,9 @@ def main() -> int:
         f"HTTP service, {args.workers} worker(s), load from {args.client}, on this machine "
         f"({os.cpu_count()} cores shared with the load), {repeats} x {seconds:g} s per cell"
     )
+    print(f"cores busy before the run (others' load): {background:.0%}")
+    if background > 0.05:
+        print("warning: something else is using the CPU; every figure below is lowered by it")
     print(
         f"{'workload':<10} {'clients':>7} {'req/s median':>13} {'min..max':>17} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'fail':>5} {'floor/s':>9}"
