@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -121,6 +123,8 @@ def _serve(ctx: Context, args: argparse.Namespace) -> int:
     from api.http import ServiceConfig, create_app
     from api.http.server import run_service, url_of
     from api.http.workers import bind_socket, run_workers
+    from api.http.writer import WriterClient, serve_writer
+    from api.services import blob_store
 
     configure_logging("json", args.log_level or "info")
     if not ctx.data.initialized():
@@ -176,11 +180,33 @@ def _serve(ctx: Context, args: argparse.Namespace) -> int:
         checkpoint_every_seconds=None,
     )
 
+    # One socket pair per worker to the writer process, where the workers' blob puts
+    # share one group commit (api/http/writer.py). Each process keeps only its own ends,
+    # so a process that exits is seen as EOF by the other side.
+    pairs = [socket.socketpair() for _ in range(args.workers)]
+
+    def writer() -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # it stops when the workers are gone
+            signal.signal(sig, signal.SIG_IGN)
+        structlog.contextvars.bind_contextvars(worker="writer")
+        holder.close()
+        for _, theirs in pairs:
+            theirs.close()
+        asyncio.run(serve_writer(ctx.ledger(), [mine for mine, _ in pairs]))
+        ctx.close()
+        return 0
+
     def worker(index: int, notify: Callable[[], object]) -> int:
         structlog.contextvars.bind_contextvars(worker=index)
         holder.close()
+        for i, (writers, workers) in enumerate(pairs):
+            writers.close()
+            if i != index:
+                workers.close()
         sock = bind_socket(address[0], address[1])
-        app = create_app(ctx.ledger(), config if index == 0 else quiet)
+        ledger = ctx.ledger()
+        client = WriterClient(pairs[index][1], inline_max=blob_store(ledger).inline_max)
+        app = create_app(ledger, config if index == 0 else quiet, client)
         asyncio.run(
             run_service(
                 app,
@@ -194,8 +220,19 @@ def _serve(ctx: Context, args: argparse.Namespace) -> int:
         ctx.close()
         return 0
 
+    def forked() -> None:
+        for ends in pairs:
+            for end in ends:
+                end.close()
+
     try:
-        code = run_workers(args.workers, worker, lambda: ready([url_of(address)]))
+        code = run_workers(
+            args.workers,
+            worker,
+            lambda: ready([url_of(address)]),
+            writer=writer,
+            forked=forked,
+        )
     finally:
         holder.close()
     print(

@@ -18,6 +18,7 @@ from api.http.openapi import build_openapi
 from api.http.routes import GROUPS
 from api.http.state import OPENAPI, SERVICES, ServiceConfig, Services
 from api.http.stream import Hub
+from api.http.writer import WriterClient
 from ledger.ledger import Ledger
 
 __all__ = ["all_routes", "create_app", "router_path"]
@@ -45,8 +46,11 @@ def _version() -> str:
         return "0"
 
 
-def create_app(ledger: Ledger, config: ServiceConfig | None = None) -> web.Application:
-    """The service over an open ``ledger`` (which the caller opens and closes)."""
+def create_app(
+    ledger: Ledger, config: ServiceConfig | None = None, writer: WriterClient | None = None
+) -> web.Application:
+    """The service over an open ``ledger`` (which the caller opens and closes); ``writer``:
+    the end of a writer process's socket pair, where blob puts go (``serve --workers``)."""
     config = config or ServiceConfig()
     app = web.Application(
         middlewares=[access_middleware, error_middleware, dispatch_middleware],
@@ -64,7 +68,9 @@ def create_app(ledger: Ledger, config: ServiceConfig | None = None) -> web.Appli
     async def start(app: web.Application) -> None:
         hub = Hub(asyncio.get_running_loop(), config.stream_queue)
         hub.follow(lambda: ledger.log.head().seq, config.stream_follow_s)
-        svc = Services(ledger, config, Metrics(ledger.log), hub)
+        svc = Services(ledger, config, Metrics(ledger.log), hub, writer)
+        if writer is not None:
+            await writer.start()
         ledger.log.add_listener(hub.on_commit)
         ledger.log.add_listener(svc.metrics.on_commit)
         app[SERVICES] = svc
@@ -76,6 +82,8 @@ def create_app(ledger: Ledger, config: ServiceConfig | None = None) -> web.Appli
         svc = app[SERVICES]
         ledger.log.remove_listener(svc.hub.on_commit)
         ledger.log.remove_listener(svc.metrics.on_commit)
+        if writer is not None:  # after the drain: no put is in flight any more
+            await writer.close()
         await asyncio.get_running_loop().run_in_executor(None, svc.close)
         app[ACCESS_LOG].flush()  # the drained requests' lines
 

@@ -15,8 +15,10 @@ from aiohttp import web
 from api.http.declare import Route
 from api.http.metrics import Metrics
 from api.http.stream import Hub
+from api.http.writer import WriterClient
 from api.services import registry
 from ledger.blobs import BlobStore
+from ledger.blobtiers.base import Staged
 from ledger.events import Event
 from ledger.ledger import Ledger
 from ledger.log import Append
@@ -69,6 +71,7 @@ class Services:
     config: ServiceConfig
     metrics: Metrics
     hub: Hub
+    writer: WriterClient | None = None  # the writer process of `serve --workers N`
     io: ThreadPoolExecutor = field(init=False)
     sandbox: VerifierPool = field(init=False)
     registry: Registry = field(init=False)  # stateless command objects, built once
@@ -98,6 +101,17 @@ class Services:
 
         self.metrics.append_latency.observe(time.perf_counter() - start)
         return events
+
+    async def put_blob(self, staged: Staged, media_type: str, actor: str) -> Event:
+        """The ``blob.put`` of a persisted blob: through the writer process when there is
+        one and the bytes go to LMDB (the hot path), else through this process's writer."""
+        if self.writer is None or staged.tier != self.blobs.lmdb.name:
+            (event,) = await self.append([self.blobs.put_append(staged, media_type, actor)])
+            return event
+        start = time.perf_counter()
+        event = await self.writer.put_blob(staged, media_type, actor)
+        self.metrics.append_latency.observe(time.perf_counter() - start)
+        return event
 
 
 SERVICES = web.AppKey("services", Services)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import signal
 import socket
@@ -79,14 +80,14 @@ def _answers(address: tuple[Any, ...]) -> bool:
         return False
 
 
-def _child(index: int, worker: Worker, ready_fd: int) -> None:
-    """Run ``worker(index, ready)`` in the forked child and leave with its exit code,
-    never returning into the parent's code."""
+def _child(run: Callable[[], int]) -> None:
+    """Run ``run()`` in the forked child and leave with its exit code, never returning
+    into the parent's code."""
     code = 1
     try:
         for sig in _SIGNALS:  # the worker's event loop installs its own
             signal.signal(sig, signal.SIG_DFL)
-        code = worker(index, lambda: os.write(ready_fd, b"."))
+        code = run()
     except BaseException:
         traceback.print_exc()
     finally:
@@ -95,13 +96,22 @@ def _child(index: int, worker: Worker, ready_fd: int) -> None:
         os._exit(code)
 
 
-def run_workers(count: int, worker: Worker, ready: Callable[[], None]) -> int:
-    """Fork ``count`` processes running ``worker(index, notify)``; call ``ready()`` once
-    every worker has called its ``notify()`` (it listens); wait for them all. The caller
-    must hold no open ledger and run no threads."""
+def run_workers(
+    count: int,
+    worker: Worker,
+    ready: Callable[[], None],
+    *,
+    writer: Callable[[], int] | None = None,
+    forked: Callable[[], None] | None = None,
+) -> int:
+    """Fork ``count`` processes running ``worker(index, notify)``, and first, when given, one
+    running ``writer()`` (it must outlive the workers' drain: it ignores SIGTERM/SIGINT and
+    returns once they are gone); call ``forked()`` in the parent once all are started,
+    ``ready()`` once every worker has called its ``notify()`` (it listens); wait for them
+    all. The caller must hold no open ledger and run no threads."""
     if threading.active_count() > 1:
         raise RuntimeError("run_workers: threads do not survive a fork; start none before")
-    children: dict[int, int] = {}
+    children: dict[int, str] = {}
     stopping = False
 
     def stop_all(signum: int, frame: FrameType | None = None) -> None:
@@ -114,32 +124,39 @@ def run_workers(count: int, worker: Worker, ready: Callable[[], None]) -> int:
     previous = {sig: signal.signal(sig, stop_all) for sig in _SIGNALS}
     sys.stdout.flush()
     sys.stderr.flush()
-    ready_r, ready_w = os.pipe()
     status = 0
     try:
+        if writer is not None:  # before the ready pipe: it must not hold a copy of it
+            pid = os.fork()
+            if pid == 0:
+                _child(writer)
+            children[pid] = "writer"
+        ready_r, ready_w = os.pipe()
         for index in range(count):
             if stopping:
                 break
             pid = os.fork()
             if pid == 0:
                 os.close(ready_r)
-                _child(index, worker, ready_w)
-            children[pid] = index
+                _child(functools.partial(worker, index, lambda: os.write(ready_w, b".")))
+            children[pid] = str(index)
         os.close(ready_w)
+        if forked is not None:
+            forked()
         with os.fdopen(ready_r, "rb") as pipe:
             # One byte per worker listening; EOF first when they all died before that.
             if len(pipe.read(count)) == count and not stopping:
                 ready()
         while children:
             pid, wait_status = os.waitpid(-1, 0)
-            index = children.pop(pid, -1)
+            name = children.pop(pid, "?")
             code = os.waitstatus_to_exitcode(wait_status)
             if code != 0:
                 status = 1
-                _log.error("worker_exited", worker=index, pid=pid, exit_code=code)
+                _log.error("worker_exited", worker=name, pid=pid, exit_code=code)
             if not stopping:  # nobody asked it to stop: take the rest down with it
                 status = 1
-                _log.error("worker_lost", worker=index, pid=pid, exit_code=code)
+                _log.error("worker_lost", worker=name, pid=pid, exit_code=code)
                 stop_all(signal.SIGTERM)
     finally:
         for sig, handler in previous.items():

@@ -84,19 +84,43 @@ def test_a_stream_on_one_worker_sees_writes_served_by_the_other(tmp_path):
     assert served_by == {0, 1}
 
 
-def test_a_worker_killed_stops_the_service_and_loses_nothing(tmp_path):
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (state 0A in /proc/net/tcp and tcp6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                cols = row.split()
+                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(cols[9])
+    return inodes
+
+
+def _roles(pid: int, port: int) -> dict[str, list[int]]:
+    """The service's children: workers (they listen on the port) and the writer."""
+    listening = _listening_inodes(port)
+    roles: dict[str, list[int]] = {"worker": [], "writer": []}
+    for child in _children(pid):
+        fds = Path(f"/proc/{child}/fd")
+        sockets = {os.readlink(fds / fd)[8:-1] for fd in os.listdir(fds)}
+        roles["worker" if sockets & listening else "writer"].append(child)
+    return roles
+
+
+@pytest.mark.parametrize("victim", ["worker", "writer"])
+def test_a_process_killed_stops_the_service_and_loses_nothing(tmp_path, victim):
     data = tmp_path / "k"
     svc = start_service(data, "--workers", "2")
     auth = {"Authorization": f"Bearer {svc.admin_token}"}
     puts = [_put(svc.url, auth, i) for i in range(10)]
-    workers = _children(svc.proc.pid)
-    assert len(workers) == 2
-    os.kill(workers[0], signal.SIGKILL)
-    svc.proc.wait(30)  # the parent takes the other worker down and exits
+    roles = _roles(svc.proc.pid, int(svc.url.rsplit(":", 1)[1]))
+    assert len(roles["worker"]) == 2 and len(roles["writer"]) == 1
+    os.kill(roles[victim][0], signal.SIGKILL)
+    svc.proc.wait(30)  # the parent takes the others down and exits
     code, err = svc.stop()
     assert code == 1
     assert "worker_lost" in err and "a worker failed" in err
-    for pid in workers:
+    for pid in roles["worker"] + roles["writer"]:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
     root = DataDir(data)
     keys, _ = resolve_keys(root)
@@ -105,6 +129,29 @@ def test_a_worker_killed_stops_the_service_and_loses_nothing(tmp_path):
             p["blob_id"] for p in puts
         ]
         assert led.log.verify().count == led.log.head().seq + 1
+
+
+def test_both_workers_puts_are_committed_once_each_and_counted_once(tmp_path):
+    """Both workers' puts (through the writer process): the chain holds them once each,
+    in seq order, and /metrics counts them once."""
+    svc = start_service(tmp_path / "w", "--workers", "2")
+    auth = {"Authorization": f"Bearer {svc.admin_token}"}
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            puts = list(pool.map(lambda i: _put(svc.url, auth, i), range(80)))
+        text = httpx.get(f"{svc.url}/metrics", headers=auth, timeout=10).text
+    finally:
+        code, err = svc.stop()
+    assert code == 0, err[-2000:]
+    served_by = {json.loads(x).get("worker") for x in err.splitlines() if '"PUT"' in x}
+    assert served_by == {0, 1}
+    assert len({p["seq"] for p in puts}) == 80
+    assert _counter(text, "cap_events_appended_total", type="blob.put") == 80
+    root = DataDir(tmp_path / "w")
+    keys, _ = resolve_keys(root)
+    with Ledger.open(root, keys) as led:
+        for p in puts:
+            assert led.log.get(p["seq"]).payload["blob_id"] == p["blob_id"]
 
 
 @pytest.mark.parametrize("value", ["0", "65", "-1"])

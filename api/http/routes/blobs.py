@@ -80,9 +80,7 @@ async def put_blob(request: web.Request) -> web.StreamResponse:
     else:  # a rename and two fsyncs: off the loop
         await svc.off_loop(persisted.__enter__)
     try:
-        (event,) = await svc.append(
-            [store.put_append(staged, media_type, principal(request).actor)]
-        )
+        event = await svc.put_blob(staged, media_type, principal(request).actor)
     finally:
         persisted.__exit__(None, None, None)
     info = store.info(staged.blob_id)
