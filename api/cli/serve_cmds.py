@@ -124,7 +124,6 @@ def _serve(ctx: Context, args: argparse.Namespace) -> int:
     from api.http.server import run_service, url_of
     from api.http.workers import bind_socket, run_workers
     from api.http.writer import WriterClient, serve_writer
-    from api.services import blob_store
 
     configure_logging("json", args.log_level or "info")
     if not ctx.data.initialized():
@@ -204,9 +203,9 @@ def _serve(ctx: Context, args: argparse.Namespace) -> int:
             if i != index:
                 workers.close()
         sock = bind_socket(address[0], address[1])
-        ledger = ctx.ledger()
-        client = WriterClient(pairs[index][1], inline_max=blob_store(ledger).inline_max)
-        app = create_app(ledger, config if index == 0 else quiet, client)
+        app = create_app(
+            ctx.ledger(), config if index == 0 else quiet, WriterClient(pairs[index][1])
+        )
         asyncio.run(
             run_service(
                 app,

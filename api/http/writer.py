@@ -36,7 +36,8 @@ __all__ = ["WriterClient", "serve_writer"]
 
 _log = get_logger("cap.http.writer")
 _READ = 1 << 16
-_SLACK = 1 << 16  # a message is a blob of at most inline_max bytes and a few short fields
+_SLACK = 1 << 16  # a put is a blob of at most inline_max bytes and a few short fields
+_REPLY_MAX = 1 << 20  # an answer is one blob.put event or one error
 
 
 async def serve_writer(ledger: Ledger, socks: list[socket.socket]) -> None:
@@ -87,9 +88,8 @@ class WriterClient:
     ``E-STORAGE`` (503) when the writer process is gone; a put in flight then may or may
     not have committed, and putting the same bytes again is safe (a blob is its hash)."""
 
-    def __init__(self, sock: socket.socket, *, inline_max: int) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._limit = 2 * (inline_max + _SLACK)
         self._ids = itertools.count()
         self._waiting: dict[int, asyncio.Future[Event]] = {}
         self._out: asyncio.StreamWriter | None = None
@@ -101,7 +101,7 @@ class WriterClient:
         self._pump = asyncio.create_task(self._answers(reader))
 
     async def _answers(self, reader: asyncio.StreamReader) -> None:
-        unpacker = msgpack.Unpacker(max_buffer_size=self._limit)
+        unpacker = msgpack.Unpacker(max_buffer_size=_REPLY_MAX)
         try:
             while data := await reader.read(_READ):
                 unpacker.feed(data)

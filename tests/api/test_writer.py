@@ -19,7 +19,7 @@ from ledger.ledger import Ledger
 async def writer_and_client(led: Ledger):
     mine, theirs = socket.socketpair()
     serving = asyncio.create_task(serve_writer(led, [mine]))
-    client = WriterClient(theirs, inline_max=blob_store(led).inline_max)
+    client = WriterClient(theirs)
     await client.start()
     try:
         yield client
@@ -56,7 +56,7 @@ async def test_an_error_in_the_writer_reaches_the_worker_with_its_class_and_code
 
 async def test_writer_gone_is_e_storage_for_the_put_in_flight_and_the_next(ledger):
     mine, theirs = socket.socketpair()
-    client = WriterClient(theirs, inline_max=blob_store(ledger).inline_max)
+    client = WriterClient(theirs)
     await client.start()
     staged = blob_store(ledger).stage_bytes(b"y")
     in_flight = asyncio.create_task(client.put_blob(staged, "text/plain", "w"))
