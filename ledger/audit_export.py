@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from ledger.canonical import canonical_json, loads_json_strict
 from ledger.chain import ZERO, next_b3
@@ -181,7 +181,7 @@ def _loads(raw: bytes, n: int) -> Any:
         raise _bad(n, "is not valid JSON") from None
 
 
-def read_lines(f: BinaryIO) -> Iterator[bytes]:
+def read_lines(f: IO[bytes]) -> Iterator[bytes]:
     """Lines of ``f``, none read past :data:`MAX_LINE_BYTES` (memory stays bounded)."""
     while line := f.readline(MAX_LINE_BYTES + 1):
         yield line

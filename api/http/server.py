@@ -30,7 +30,7 @@ async def run_service(
     port: int,
     *,
     shutdown_timeout: float = 30.0,
-    ready: Callable[[list[str]], None] | None = None,
+    ready: Callable[[list[str]], object] | None = None,
     sock: socket.socket | None = None,
 ) -> None:
     """Serve ``app`` on ``host:port`` (or on ``sock``, bound by the parent of several
