@@ -6,6 +6,7 @@ import asyncio
 import json
 import select
 
+import pytest
 import structlog
 
 from api.http.accesslog import ACCESS_LOG, AccessLog
@@ -51,20 +52,31 @@ class _Writes:
         self.writes.append(message + "\n")
 
 
-async def test_access_lines_are_written_whole_in_pipe_sized_writes(make_client, tokens):
+@pytest.fixture
+def json_logs():
+    """JSON logging as `serve` configures it (before the app: it binds its logger),
+    restored afterwards so later tests do not write to this one's output."""
     saved = structlog.get_config()
     configure_logging("json", "info")
-    try:
-        client = await make_client()
-        out = client.app[ACCESS_LOG]._out = _Writes()
-        h = bearer(tokens["reader"])
-        paths = [f"/v1/nothing/{'x' * (i % 300)}" for i in range(60)]
-        for path in paths:
-            await client.get(path, headers=h)
-        assert out.writes, "a full buffer is written without waiting for the timer"
-        await client.close()  # the service stops: what is left is flushed
-    finally:
-        structlog.configure(**saved)
+    yield
+    structlog.configure(**saved)
+
+
+async def _recorded(make_client):
+    """A client whose access log writes go to a :class:`_Writes`."""
+    client = await make_client()
+    out = client.app[ACCESS_LOG]._out = _Writes()
+    return client, out
+
+
+async def test_access_lines_are_written_whole_in_pipe_sized_writes(make_client, tokens, json_logs):
+    client, out = await _recorded(make_client)
+    h = bearer(tokens["reader"])
+    paths = [f"/v1/nothing/{'x' * (i % 300)}" for i in range(60)]
+    for path in paths:
+        await client.get(path, headers=h)
+    assert out.writes, "a full buffer is written without waiting for the timer"
+    await client.close()  # the service stops: what is left is flushed
     assert len(out.writes) < len(paths) / 3  # several lines a write
     assert all(len(w.encode()) <= select.PIPE_BUF for w in out.writes)
     lines = [json.loads(x) for w in out.writes for x in w.splitlines()]  # whole lines only
@@ -72,19 +84,13 @@ async def test_access_lines_are_written_whole_in_pipe_sized_writes(make_client, 
     assert all(x["event"] == "http.request" and x["status"] == 404 for x in lines)
 
 
-async def test_one_line_longer_than_a_pipe_write_is_written_alone(make_client, tokens):
-    saved = structlog.get_config()
-    configure_logging("json", "info")
-    try:
-        client = await make_client()
-        out = client.app[ACCESS_LOG]._out = _Writes()
-        h = bearer(tokens["reader"])
-        await client.get("/v1/short", headers=h)
-        await client.get("/v1/" + "y" * 5000, headers=h)
-        await client.get("/v1/after", headers=h)
-        await asyncio.sleep(AccessLog.FLUSH_S * 3)
-    finally:
-        structlog.configure(**saved)
+async def test_one_line_longer_than_a_pipe_write_is_written_alone(make_client, tokens, json_logs):
+    client, out = await _recorded(make_client)
+    h = bearer(tokens["reader"])
+    await client.get("/v1/short", headers=h)
+    await client.get("/v1/" + "y" * 5000, headers=h)
+    await client.get("/v1/after", headers=h)
+    await asyncio.sleep(AccessLog.FLUSH_S * 3)
     paths = [[json.loads(x)["path"][:8] for x in w.splitlines()] for w in out.writes]
     assert paths == [["/v1/shor"], ["/v1/yyyy"], ["/v1/afte"]]
 
